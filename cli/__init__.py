@@ -1,0 +1,1 @@
+"""The ``cprop`` command line: ``cprop verify``, ``cprop reproduce``, ``cprop bench``."""
