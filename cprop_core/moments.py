@@ -12,13 +12,18 @@ from typing import Any
 __all__ = ["update_mean", "update_variance", "update_moments"]
 
 
-def update_mean(mean: Any, grad: Any, alpha: float, keep: float) -> Any:
+def update_mean(mean: Any, grad: Any, alpha: float, keep: float, xp: Any) -> Any:
     """m̂_t = (1-α_t)·m̂_{t-1} + α_t·g.
 
-    The convex form cannot overflow for finite inputs, and at t = 1 (keep = 0, α = 1) it gives
-    g exactly.
+    The convex form is bounded by max(|m̂|, |g|), and at t = 1 (keep = 0, α = 1) it gives g
+    exactly. Only the rounding of α and 1-α can push it past the dtype's largest value when
+    |g| is right at that limit; that is clamped back when g and m̂ are finite, while a
+    non-finite g or m̂ keeps its inf/NaN forever (SPEC trap 5).
     """
-    return keep * mean + alpha * grad
+    new = keep * mean + alpha * grad
+    largest = float(xp.finfo(new.dtype).max)
+    finite = xp.logical_and(xp.isfinite(grad), xp.isfinite(mean))
+    return xp.where(finite, xp.clip(new, min=-largest, max=largest), new)
 
 
 def update_variance(var: Any, delta: Any, alpha: float, keep: float, xp: Any) -> Any:
@@ -38,4 +43,4 @@ def update_moments(
 ) -> tuple[Any, Any]:
     """(m̂_t, d_t) from (m̂_{t-1}, d_{t-1}) and the gradient g (already in the statistics dtype)."""
     delta = grad - mean
-    return update_mean(mean, grad, alpha, keep), update_variance(var, delta, alpha, keep, xp)
+    return update_mean(mean, grad, alpha, keep, xp), update_variance(var, delta, alpha, keep, xp)

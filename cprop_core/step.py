@@ -217,8 +217,8 @@ def relative_rate_step(
     step = coefficients(float(beta), t)
     means, abs_means, scales = [], [], []
     for (xp, mean, g), abs_mean in zip(checked, (leaf for _, leaf in tree_paths(state.abs_mean))):
-        mean = update_mean(mean, g, step.alpha, step.keep)
-        abs_mean = update_mean(abs_mean, xp.abs(g), step.alpha, step.keep)
+        mean = update_mean(mean, g, step.alpha, step.keep, xp)
+        abs_mean = update_mean(abs_mean, xp.abs(g), step.alpha, step.keep, xp)
         means.append(mean)
         abs_means.append(abs_mean)
         scales.append(_scale.relative_rate(mean, abs_mean, c=float(c), xp=xp))
