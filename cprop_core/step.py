@@ -122,6 +122,24 @@ def _check_state(state: Any, kind: type, argument: str = "state") -> int:
     return validate_count(state.count, f"{argument}.count")
 
 
+def _prepare(state: Any, kind: type, grad: Tree, beta: float) -> tuple[int, Any, list]:
+    """(t, step coefficients, [(xp, mean, second statistic, grad leaf)]) after every check."""
+    t = _check_state(state, kind) + 1
+    second = state._fields[2]
+    checked = _checked_leaves(state.mean, grad, "state.mean")
+    _checked_leaves(state[2], grad, f"state.{second}")
+    seconds = [leaf for _, leaf in tree_paths(state[2])]
+    leaves = [(xp, mean, other, g) for (xp, mean, g), other in zip(checked, seconds)]
+    return t, coefficients(float(beta), t), leaves
+
+
+def _finish(state: Any, t: int, grad: Tree, results: list[tuple[Any, Any, Any]]) -> tuple:
+    """The new state (same type) and the scale tree from per-leaf (mean, second, scale)."""
+    means, seconds, scales = (list(column) for column in zip(*results))
+    new_state = type(state)(t, tree_unflatten(state.mean, means), tree_unflatten(state[2], seconds))
+    return new_state, tree_unflatten(grad, scales)
+
+
 def cprop_step(
     state: CPropState,
     grad: Tree,
@@ -149,24 +167,15 @@ def cprop_step(
     array([1., 1.])
     """
     validate_hyperparameters(beta, c, eps, cdf)
-    t = _check_state(state, CPropState) + 1
-    checked = _checked_leaves(state.mean, grad, "state.mean")
-    _checked_leaves(state.var, grad, "state.var")
-    step = coefficients(float(beta), t)
-    means, variances, scales = [], [], []
-    for (xp, mean, g), var in zip(checked, (leaf for _, leaf in tree_paths(state.var))):
+    t, step, leaves = _prepare(state, CPropState, grad, beta)
+    results = []
+    for xp, mean, var, g in leaves:
         mean, var = update_moments(mean, var, g, step.alpha, step.keep, xp)
-        means.append(mean)
-        variances.append(var)
-        scales.append(
-            _scale.cprop_scale(mean, var, step.excess, c=float(c), eps=float(eps), cdf=cdf, xp=xp)
+        scale = _scale.cprop_scale(
+            mean, var, step.excess, c=float(c), eps=float(eps), cdf=cdf, xp=xp
         )
-    new_state = CPropState(
-        count=t,
-        mean=tree_unflatten(state.mean, means),
-        var=tree_unflatten(state.var, variances),
-    )
-    return new_state, tree_unflatten(grad, scales)
+        results.append((mean, var, scale))
+    return _finish(state, t, grad, results)
 
 
 def moment_rate_step(
@@ -182,20 +191,12 @@ def moment_rate_step(
     1.0
     """
     validate_hyperparameters(beta, c)
-    t = _check_state(state, CPropState) + 1
-    checked = _checked_leaves(state.mean, grad, "state.mean")
-    _checked_leaves(state.var, grad, "state.var")
-    step = coefficients(float(beta), t)
-    means, variances, scales = [], [], []
-    for (xp, mean, g), var in zip(checked, (leaf for _, leaf in tree_paths(state.var))):
+    t, step, leaves = _prepare(state, CPropState, grad, beta)
+    results = []
+    for xp, mean, var, g in leaves:
         mean, var = update_moments(mean, var, g, step.alpha, step.keep, xp)
-        means.append(mean)
-        variances.append(var)
-        scales.append(_scale.moment_rate(mean, var, c=float(c), xp=xp))
-    new_state = CPropState(
-        count=t, mean=tree_unflatten(state.mean, means), var=tree_unflatten(state.var, variances)
-    )
-    return new_state, tree_unflatten(grad, scales)
+        results.append((mean, var, _scale.moment_rate(mean, var, c=float(c), xp=xp)))
+    return _finish(state, t, grad, results)
 
 
 def relative_rate_step(
@@ -211,20 +212,10 @@ def relative_rate_step(
     0.3333333333333333
     """
     validate_hyperparameters(beta, c)
-    t = _check_state(state, RelativeRateState) + 1
-    checked = _checked_leaves(state.mean, grad, "state.mean")
-    _checked_leaves(state.abs_mean, grad, "state.abs_mean")
-    step = coefficients(float(beta), t)
-    means, abs_means, scales = [], [], []
-    for (xp, mean, g), abs_mean in zip(checked, (leaf for _, leaf in tree_paths(state.abs_mean))):
+    t, step, leaves = _prepare(state, RelativeRateState, grad, beta)
+    results = []
+    for xp, mean, abs_mean, g in leaves:
         mean = update_mean(mean, g, step.alpha, step.keep, xp)
         abs_mean = update_mean(abs_mean, xp.abs(g), step.alpha, step.keep, xp)
-        means.append(mean)
-        abs_means.append(abs_mean)
-        scales.append(_scale.relative_rate(mean, abs_mean, c=float(c), xp=xp))
-    new_state = RelativeRateState(
-        count=t,
-        mean=tree_unflatten(state.mean, means),
-        abs_mean=tree_unflatten(state.abs_mean, abs_means),
-    )
-    return new_state, tree_unflatten(grad, scales)
+        results.append((mean, abs_mean, _scale.relative_rate(mean, abs_mean, c=float(c), xp=xp)))
+    return _finish(state, t, grad, results)
