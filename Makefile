@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: an open range would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test,experiments,jax]'
+	$(BIN)/python -m pip install --quiet -e '.[test,experiments,jax,fast]'
 	touch $(STAMP)
 
 test: $(STAMP)

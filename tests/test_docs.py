@@ -35,6 +35,7 @@ MODULES = [
     "cprop_core.scale",
     "cprop_core.moments",
     "cprop_core.reference._cprop",
+    "cprop_core.backends.numpy",
 ]
 
 
