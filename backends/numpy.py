@@ -20,6 +20,10 @@ Two engines, chosen by ``engine=``:
   with the core's ``erf`` (SciPy's): statistics *and* scale are bitwise equal to
   :func:`cprop_core.cprop_step`. Its speed is bounded by ``scipy.special.erf`` for ``cdf='normal'``.
 
+The numba engine is composed of inline per-element blocks (:func:`numba_blocks`); the torch
+optimizers' CPU fast path (:mod:`cprop_core.backends.torch`) builds its fused kernels from the
+same blocks, so the statistics and scale math exists once.
+
 Non-finite and overflow policy: exactly the core's (docs/math.md, SPEC traps 5 and 6): a NaN/inf
 gradient element makes its m̂ non-finite and its scale NaN, other elements are untouched; a
 squared deviation beyond the dtype's range saturates at its largest finite value.
@@ -285,9 +289,19 @@ def _numba_leaf(g, mean, var, scale, step, c: float, eps: float, cdf: str) -> No
             np.copyto(target, source)
         return
     g1, m1, d1, s1 = flat
+    constants, zero_denominator = kernel_constants(step, c, eps, m1.dtype)
+    kernel = _step_kernel(cdf, m1.dtype == np.float32)
+    kernel(g1, m1, d1, s1, constants, zero_denominator, conformity_coefficients())
+
+
+def kernel_constants(step, c: float, eps: float, dtype: Any) -> tuple[np.ndarray, bool]:
+    """The scalars of one CProp step for the numba blocks: (array of ``dtype``, n − 1 + ε == 0).
+
+    Every scalar is in the arrays' dtype, as NumPy applies a Python float to a float32 array
+    (NEP 50): the statistics then round exactly like the core's. Index ``K_*`` names them; a
+    kernel reads them into locals before its loop (see :func:`numba_blocks`).
+    """
     denominator = step.excess + eps
-    # Every scalar in the array's dtype, as NumPy applies a Python float to a float32 array
-    # (NEP 50): the statistics then round exactly like the core's.
     constants = np.array(
         [
             step.alpha,
@@ -295,7 +309,7 @@ def _numba_leaf(g, mean, var, scale, step, c: float, eps: float, cdf: str) -> No
             denominator,
             eps,
             c,
-            float(np.finfo(m1.dtype).max),
+            float(np.finfo(dtype).max),
             _SQRT1_2,
             _LOGISTIC,
             0.851,
@@ -308,14 +322,9 @@ def _numba_leaf(g, mean, var, scale, step, c: float, eps: float, cdf: str) -> No
             _FAST_ERF_LIMIT,
             _FAST_TANH_LIMIT,
         ],
-        dtype=m1.dtype,
+        dtype=dtype,
     )
-    accurate, fast = _compiled_kernels()
-    code = _CDF_CODES[cdf]
-    if m1.dtype == np.float32:
-        fast[code](g1, m1, d1, s1, constants, denominator == 0.0, *_fast_coefficients())
-    else:
-        accurate(g1, m1, d1, s1, constants, denominator == 0.0, code)
+    return constants, denominator == 0.0
 
 
 # float32 erf and tanh as odd rational functions x·P(x²)/Q(x²) on a clamped argument: the
@@ -367,21 +376,101 @@ def _fast_coefficients() -> tuple[tuple[np.float32, ...], ...]:
     return tuple(tuple(np.float32(x) for x in c) for pair in (_FAST_ERF, _FAST_TANH) for c in pair)
 
 
-_KERNELS = None
+def _fast_coefficients() -> tuple[tuple[np.float32, ...], ...]:
+    return tuple(tuple(np.float32(x) for x in c) for pair in (_FAST_ERF, _FAST_TANH) for c in pair)
 
 
-def _compiled_kernels():
-    """(accurate, fast) numba kernels, built on first use and compiled per dtype on first call."""
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = _build_kernels()
-    return _KERNELS
+def conformity_coefficients() -> tuple[tuple[np.float32, ...], ...]:
+    """(erf P, erf Q, tanh P, tanh Q) of the float32 rational functions, for ``conformity``."""
+    global _COEFFICIENTS
+    if _COEFFICIENTS is None:
+        _COEFFICIENTS = _fast_coefficients()
+    return _COEFFICIENTS
 
 
-def _build_kernels():
+_COEFFICIENTS = None
+
+
+_BLOCKS = None
+_STEP_KERNELS: dict[tuple[str, bool], Any] = {}
+
+
+def numba_blocks():
+    """The numba building blocks of a CProp step, one element at a time (built on first use).
+
+    A namespace of ``inline="always"`` numba functions that other fused kernels (the torch
+    optimizers of :mod:`cprop_core.backends.torch`) compose, so the math exists once:
+
+    * ``njit(**options)``: numba.njit with this module's options (nogil, NumPy error model);
+    * ``statistics(g, m, d, alpha, keep, largest) -> (m, d)``: moments.update_moments;
+    * ``update_mean(g, m, alpha, keep, largest) -> m``: moments.update_mean;
+    * ``z_score(m, d, denominator, eps, zero_denominator, zero, inf)``: scale.standard_error
+      then scale.z_score; ``z_score_reciprocal`` takes 1/denominator instead (1 ulp on se);
+    * ``variance_from_moment(v, 1/(1 − β^t), m, first, zero)``: d = v̂ − m̂² (0 at t = 1);
+    * ``make_conformity(cdf, fast)``: a function ``conformity(z, q, coefficients)`` =
+      scale.conformity for one CDF, ``q = cdf_constants(k)``; ``fast`` (float32) uses the
+      rational erf/tanh, else fdlibm's erf and libm's tanh;
+    * ``cdf_constants(k)``: the CDF scalars of :func:`kernel_constants`'s array, as locals;
+    * ``finish(raw, m, c, one, nan)``: scale.clamp_scale then scale.mark_non_finite;
+    * ``fma(a, b, c)``: a·b + c rounded once (LLVM's fma), as torch's CPU lerp/addcmul/add
+      with alpha compute it.
+
+    Constants travel as scalars of the arrays' dtype and are read into locals before the loop:
+    read from an array inside the loop, they could alias the outputs, and LLVM would neither
+    hoist them nor vectorise (measured 10x slower).
+    """
+    global _BLOCKS
+    if _BLOCKS is None:
+        _BLOCKS = _build_blocks()
+    return _BLOCKS
+
+
+def _step_kernel(cdf: str, fast: bool):
+    """The CProp step kernel of one CDF (fast: float32 erf/tanh), compiled on first call."""
+    key = (cdf, fast)
+    if key not in _STEP_KERNELS:
+        _STEP_KERNELS[key] = _make_step_kernel(numba_blocks(), _CDF_CODES[cdf], fast)
+    return _STEP_KERNELS[key]
+
+
+def _make_step_kernel(blocks, cdf: int, fast: bool):
+    # One compiled loop per CDF: a CDF switch inside the loop kept LLVM from vectorising it
+    # (measured 3x slower).
+    statistics, z_score, finish = blocks.statistics, blocks.z_score, blocks.finish
+    cdf_constants, conformity = blocks.cdf_constants, blocks.make_conformity(cdf, fast)
+
+    @blocks.njit()
+    def kernel(g, mean, var, scale, k, zero_denominator, coefficients):
+        """cprop_core.cprop_step for one contiguous leaf, in place."""
+        alpha, keep, denominator, eps, c, largest = k[0], k[1], k[2], k[3], k[4], k[5]
+        zero, one, inf = k[12], k[13], k[14]
+        nan = inf - inf
+        q = cdf_constants(k)
+        for i in range(g.size):
+            new_mean, new_var = statistics(g[i], mean[i], var[i], alpha, keep, largest)
+            mean[i] = new_mean
+            var[i] = new_var
+            z = z_score(new_mean, new_var, denominator, eps, zero_denominator, zero, inf)
+            scale[i] = finish(conformity(z, q, coefficients), new_mean, c, one, nan)
+
+    return kernel
+
+
+def _build_blocks():
+    from types import SimpleNamespace
+
+    from numba.extending import intrinsic
+
     def njit(**options):
         # error_model="numpy": x/0 gives inf/NaN like NumPy instead of raising.
         return _numba.njit(nogil=True, error_model="numpy", **options)
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        def codegen(context, builder, signature, args):
+            return builder.fma(*args)
+
+        return a(a, b, c), codegen
 
     pp, qq = _erf_module._PP, _erf_module._QQ
     pa, qa = _erf_module._PA, _erf_module._QA
@@ -419,16 +508,19 @@ def _build_kernels():
             return 1.0
         return x  # NaN
 
-    # Constants travel as scalars of the arrays' dtype and are read into locals before the loop:
-    # read from an array inside the loop, they could alias the outputs, and LLVM would neither
-    # hoist them nor vectorise (measured 10x slower).
+    @njit(inline="always")
+    def update_mean(gi, mi, alpha, keep, largest):
+        """moments.update_mean, one element."""
+        new_mean = keep * mi + alpha * gi
+        if math.isfinite(gi) and math.isfinite(mi):
+            new_mean = min(max(new_mean, -largest), largest)
+        return new_mean
+
     @njit(inline="always")
     def statistics(gi, mi, vi, alpha, keep, largest):
         """moments.update_moments (update_mean, update_variance), one element."""
         delta = gi - mi
-        new_mean = keep * mi + alpha * gi
-        if math.isfinite(gi) and math.isfinite(mi):
-            new_mean = min(max(new_mean, -largest), largest)
+        new_mean = update_mean(gi, mi, alpha, keep, largest)
         squared = delta * delta
         squared = largest if squared > largest else squared  # NaN stays NaN
         new_var = keep * (vi + alpha * squared)
@@ -449,35 +541,40 @@ def _build_kernels():
         return inf if magnitude > zero else zero
 
     @njit(inline="always")
+    def z_score_reciprocal(
+        new_mean, new_var, inverse_denominator, eps, zero_denominator, zero, inf
+    ):
+        """z_score with 1/(n − 1 + ε) precomputed: a multiply instead of a divide, for kernels
+        whose loop is compute-bound (the torch optimizers); se moves by at most 1 ulp."""
+        magnitude = abs(new_mean)
+        if zero_denominator:
+            se = zero
+        else:
+            clipped = zero if new_var < zero else new_var
+            se = math.sqrt(clipped * inverse_denominator) + eps
+        if se > zero:
+            return magnitude / se
+        return inf if magnitude > zero else zero
+
+    @njit(inline="always")
+    def variance_from_moment(second_moment, inverse_correction, new_mean, first, zero):
+        """d = v̂ − m̂² from a stored raw second moment v (v̂ = v/(1 − β^t), by its precomputed
+        reciprocal; SPEC §3's (m, v) storage), exactly 0 at t = 1 (SPEC trap 1)."""
+        if first:
+            return zero
+        return second_moment * inverse_correction - new_mean * new_mean
+
+    @njit(inline="always")
     def finish(raw, new_mean, c, one, nan):
         """scale.clamp_scale then scale.mark_non_finite, one element."""
         s = c * raw
         s = one if s > one else s
         return s if math.isfinite(new_mean) else nan
 
-    @njit()
-    def kernel(g, mean, var, scale, k, zero_denominator, cdf):
-        """Accurate kernel (float64): erf as portable_erf's branches, tanh from libm."""
-        alpha, keep, denominator, eps, c, largest = k[0], k[1], k[2], k[3], k[4], k[5]
-        sqrt1_2, logistic, bfo, bft_cube, bft_linear, bft_bound = k[6:12]
-        zero, one, inf = k[12], k[13], k[14]
-        nan = inf - inf
-        for i in range(g.size):
-            new_mean, new_var = statistics(g[i], mean[i], var[i], alpha, keep, largest)
-            mean[i] = new_mean
-            var[i] = new_var
-            z = z_score(new_mean, new_var, denominator, eps, zero_denominator, zero, inf)
-            if cdf == 0:
-                scale[i] = erf_nonnegative(np.float64(z * sqrt1_2))  # rounds to the dtype
-                raw = scale[i]
-            elif cdf == 1:
-                raw = math.tanh(logistic * z)
-            elif cdf == 2:
-                raw = math.tanh(bfo * z)
-            else:
-                bounded = bft_bound if z > bft_bound else z
-                raw = math.tanh(bounded * (bft_cube * (bounded * bounded) + bft_linear))
-            scale[i] = finish(raw, new_mean, c, one, nan)
+    @njit(inline="always")
+    def cdf_constants(k):
+        """(√½, logistic, bfo, bft cube, bft linear, bft bound, 1, erf limit, tanh limit)."""
+        return (k[6], k[7], k[8], k[9], k[10], k[11], k[13], k[15], k[16])
 
     @njit(inline="always")
     def odd_rational(x, numerator, denominator, one):
@@ -492,37 +589,52 @@ def _build_kernels():
         r = x * p / q
         return one if r > one else r
 
-    def make_fast_kernel(cdf):
-        # One compiled loop per CDF: a CDF switch inside the loop kept LLVM from vectorising it
-        # (measured 3x slower).
-        @njit()
-        def kernel_fast(g, mean, var, scale, k, zero_denominator, erf_p, erf_q, tanh_p, tanh_q):
-            """Vectorisable kernel (float32): erf and tanh as rational functions, no libm call."""
-            alpha, keep, denominator, eps, c, largest = k[0], k[1], k[2], k[3], k[4], k[5]
-            sqrt1_2, logistic, bfo, bft_cube, bft_linear, bft_bound = k[6:12]
-            zero, one, inf, erf_limit, tanh_limit = k[12], k[13], k[14], k[15], k[16]
-            nan = inf - inf
-            for i in range(g.size):
-                new_mean, new_var = statistics(g[i], mean[i], var[i], alpha, keep, largest)
-                mean[i] = new_mean
-                var[i] = new_var
-                z = z_score(new_mean, new_var, denominator, eps, zero_denominator, zero, inf)
+    def make_conformity(cdf: int, fast: bool):
+        """scale.conformity |2F(z) − 1| for z ≥ 0 (or inf/NaN), one CDF, one element."""
+        if fast:
+
+            @njit(inline="always")
+            def conformity(z, q, coefficients):
+                """Vectorisable (float32): erf and tanh as rational functions, no libm call."""
+                erf_p, erf_q, tanh_p, tanh_q = coefficients
+                one, erf_limit, tanh_limit = q[6], q[7], q[8]
                 if cdf == 0:
-                    x = z * sqrt1_2
-                    raw = odd_rational(x if x < erf_limit else erf_limit, erf_p, erf_q, one)
+                    x = z * q[0]
+                    return odd_rational(x if x < erf_limit else erf_limit, erf_p, erf_q, one)
+                if cdf == 1:
+                    x = q[1] * z
+                elif cdf == 2:
+                    x = q[2] * z
                 else:
-                    if cdf == 1:
-                        x = logistic * z
-                    elif cdf == 2:
-                        x = bfo * z
-                    else:
-                        bounded = bft_bound if z > bft_bound else z
-                        x = bounded * (bft_cube * (bounded * bounded) + bft_linear)
-                    raw = odd_rational(x if x < tanh_limit else tanh_limit, tanh_p, tanh_q, one)
-                scale[i] = finish(raw, new_mean, c, one, nan)
+                    bounded = q[5] if z > q[5] else z
+                    x = bounded * (q[3] * (bounded * bounded) + q[4])
+                return odd_rational(x if x < tanh_limit else tanh_limit, tanh_p, tanh_q, one)
 
-        return kernel_fast
+            return conformity
 
-    fast_kernels = {code: make_fast_kernel(code) for code in _CDF_CODES.values()}
+        @njit(inline="always")
+        def conformity_accurate(z, q, coefficients):
+            """Accurate (float64): erf as portable_erf's branches, tanh from libm."""
+            if cdf == 0:
+                return erf_nonnegative(np.float64(z * q[0]))
+            if cdf == 1:
+                return math.tanh(q[1] * z)
+            if cdf == 2:
+                return math.tanh(q[2] * z)
+            bounded = q[5] if z > q[5] else z
+            return math.tanh(bounded * (q[3] * (bounded * bounded) + q[4]))
 
-    return kernel, fast_kernels
+        return conformity_accurate
+
+    return SimpleNamespace(
+        njit=njit,
+        fma=fma,
+        update_mean=update_mean,
+        statistics=statistics,
+        z_score=z_score,
+        z_score_reciprocal=z_score_reciprocal,
+        variance_from_moment=variance_from_moment,
+        finish=finish,
+        cdf_constants=cdf_constants,
+        make_conformity=make_conformity,
+    )

@@ -24,7 +24,12 @@ Where the math comes from (STYLE.md: no second copy of the formulas):
 * the shared-moment path of CPropAdam uses :func:`cprop_core.moments.update_mean` and
   :func:`cprop_core.scale.cprop_scale` on d = v̂ − m̂² derived from Adam's ``exp_avg_sq``
   (SPEC §3 allows storing (m, v); its accuracy against the core is tested and documented in
-  docs/torch.md).
+  docs/torch.md);
+* on the CPU, with numba installed, eligible parameters (rule 'cprop', dense contiguous
+  float32/float64 tensors, no torch.compile trace) take a compiled single-pass path built from
+  the numba blocks of :mod:`cprop_core.backends.numpy` (see "CPU fast path" below and
+  docs/torch.md); ``use_fast_path = False`` forces the ATen path, which
+  tests/backends/test_torch_fastpath.py proves it equal to.
 
 Per-parameter state (inside ``optimizer.state[p]``, next to the wrapped optimizer's own
 entries, hence inside ``state_dict()['state']``): ``cprop_count`` (exact int),
@@ -321,13 +326,18 @@ class _ScaleStats:
 
     _last_scales: list[list[torch.Tensor]]
 
+    #: Take the CPU fast path (one numba pass per parameter) where it applies: numba installed,
+    #: rule 'cprop', dense contiguous float32/float64 CPU tensors, no torch.compile trace.
+    #: Set False (on the instance or the class) to force the ATen path, e.g. to compare both.
+    use_fast_path: bool = True
+
     def last_scales(self) -> list[list[torch.Tensor]]:
         """The last step's scale tensors: per group, one per parameter that had a gradient.
 
         Real views for complex parameters, local shards for DTensors; statistics dtype.
         Empty lists when ``keep_scales=False`` or before the first step.
         """
-        return [list(scales) for scales in getattr(self, "_last_scales", [])]
+        return [[_resolve(s) for s in scales] for scales in getattr(self, "_last_scales", [])]
 
     def scale_stats(self, bins: int = 10) -> list[dict[str, Any]]:
         """Per parameter group, the scales of the last step: mean, histogram on [0, 1], counts.
@@ -341,7 +351,7 @@ class _ScaleStats:
         if not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be a positive int, got {bins!r}")
         stats = []
-        groups = getattr(self, "_last_scales", [])
+        groups = self.last_scales()
         for group_index in range(len(self.param_groups)):  # type: ignore[attr-defined]
             scales = groups[group_index] if group_index < len(groups) else []
             flat = [s.detach().reshape(-1).to(torch.float64) for s in scales if s.numel()]
@@ -571,24 +581,41 @@ class CProp(_ScaleStats, Optimizer):
                 loss = closure()
         groups = self.param_groups
         _check_gradients(groups, "CProp")
-        plans = []
+        plans, fast_plans, all_scales = [], [], []
         for group_index, group in enumerate(groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            grads = [_real(p.grad) for p in params]
-            states = [self.state[p] for p in params]
-            foreach = _use_foreach(group["cprop_foreach"], params)
+            every = [p for p in group["params"] if p.grad is not None]
+            all_grads = [_real(p.grad) for p in every]
+            all_states = [self.state[p] for p in every]
+            reals = [_real(p) for p in every]
+            foreach = _use_foreach(group["cprop_foreach"], every)
+            fast = set(_fast_indices(self, group, reals, all_grads, all_states, _wrap_fast_ok))
+            slow = [i for i in range(len(every)) if i not in fast]
+            group_scales: list[Any] = [None] * len(every)
+            for i in sorted(fast):  # CProp's step in place (committed now) and θ_before
+                scale, before, new = _fast_wrap_scale(self, group, every[i], reals[i], all_grads[i])
+                group_scales[i] = scale
+                fast_plans.append((every[i], before, group, all_states[i], new))
+            params = [every[i] for i in slow]
+            states = [all_states[i] for i in slow]
             entries, scales = _group_scales(
-                group, grads, states, foreach, f"param_groups[{group_index}]"
+                group, [all_grads[i] for i in slow], states, foreach, f"param_groups[{group_index}]"
             )
+            for i, scale in zip(slow, scales):
+                group_scales[i] = scale
             befores = [_snapshot(_real(p), s.dtype) for p, s in zip(params, scales)]
             plans.append((params, states, entries, scales, befores, foreach))
+            all_scales.append(group_scales)
 
         self.optimizer.step()
 
         for params, states, entries, scales, befores, foreach in plans:
             _rescale_updates([_real(p) for p in params], befores, scales, foreach)
             _commit(states, entries)
-        self._last_scales = [plan[3] for plan in plans] if self.keep_scales else []
+        for param, before, group, state, new in fast_plans:
+            mean, var = (new.get(key, state.get(key)) for key in _WRAP_KEYS)
+            _fast_wrap_rescale(group, new["cprop_count"], _real(param), before, mean, var)
+            state.update(new)
+        self._last_scales = all_scales if self.keep_scales else []
         return loss
 
 
@@ -811,16 +838,32 @@ class CPropSGD(_FusedBase):
             params, grads = self._prepare(group)
             states = [self.state[p] for p in params]
             foreach = _use_foreach(group["cprop_foreach"], params)
-            entries, scales = _group_scales(
-                group, grads, states, foreach, f"param_groups[{group_index}]"
-            )
             reals = [_real(p) for p in params]
-            buffers = [state.get("momentum_buffer") for state in states]
-            _sgd_update(reals, grads, buffers, scales, group, foreach)
-            _commit(states, entries)
+            fast = set(_fast_indices(self, group, reals, grads, states, _sgd_fast_ok))
+            slow = [i for i in range(len(params)) if i not in fast]
+            scales: list[Any] = [None] * len(params)
+            for i in sorted(fast):
+                scales[i] = _fast_sgd_step(self, group, params[i], reals[i], grads[i], states[i])
+            slow_states = [states[i] for i in slow]
+            where = f"param_groups[{group_index}]"
+            entries, slow_scales = _group_scales(
+                group, [grads[i] for i in slow], slow_states, foreach, where
+            )
+            buffers = [state.get("momentum_buffer") for state in slow_states]
+            _sgd_update(
+                [reals[i] for i in slow],
+                [grads[i] for i in slow],
+                buffers,
+                slow_scales,
+                group,
+                foreach,
+            )
+            _commit(slow_states, entries)
             if group["momentum"] != 0:
-                for state, buffer in zip(states, buffers):
+                for state, buffer in zip(slow_states, buffers):
                     state["momentum_buffer"] = buffer
+            for i, scale in zip(slow, slow_scales):
+                scales[i] = scale
             last.append(scales)
         self._last_scales = last
         return loss
@@ -971,25 +1014,31 @@ class CPropAdam(_FusedBase):
                     states[i]["step"]
                 ):
                     _unshare(states[i], group)
-            shared = [i for i, s in enumerate(states) if s.get("cprop_shared", False)]
-            own = [i for i in range(len(params)) if i not in set(shared)]
+            fast = set(_fast_indices(self, group, reals, grads, states, _adam_fast_ok))
+            shared = [
+                i for i, s in enumerate(states) if s.get("cprop_shared", False) and i not in fast
+            ]
+            own = [i for i in range(len(params)) if i not in set(shared) and i not in fast]
+            slow = [i for i in range(len(params)) if i not in fast]
+            scales: list[Any] = [None] * len(params)
+            for i in sorted(fast):
+                scales[i] = _fast_adam_step(self, group, params[i], reals[i], grads[i], states[i])
 
             own_entries, own_scales = _group_scales(
                 group, [grads[i] for i in own], [states[i] for i in own], foreach, where
             )
             _adam_moments(
-                reals,
-                grads,
-                [s["exp_avg"] for s in states],
-                [s["exp_avg_sq"] for s in states],
-                [s["step"] for s in states],
+                [reals[i] for i in slow],
+                [grads[i] for i in slow],
+                [states[i]["exp_avg"] for i in slow],
+                [states[i]["exp_avg_sq"] for i in slow],
+                [states[i]["step"] for i in slow],
                 group,
                 foreach,
             )
             shared_entries, shared_scales = _shared_scales(
                 group, [grads[i] for i in shared], [states[i] for i in shared], foreach
             )
-            scales: list[Any] = [None] * len(params)
             for i, scale in zip(own, own_scales):
                 scales[i] = scale
             for i, scale in zip(shared, shared_scales):
@@ -997,11 +1046,11 @@ class CPropAdam(_FusedBase):
             _commit([states[i] for i in own], own_entries)
             _commit([states[i] for i in shared], shared_entries)
             _adam_update(
-                reals,
-                [s["exp_avg"] for s in states],
-                [s["exp_avg_sq"] for s in states],
-                [s["step"] for s in states],
-                scales,
+                [reals[i] for i in slow],
+                [states[i]["exp_avg"] for i in slow],
+                [states[i]["exp_avg_sq"] for i in slow],
+                [states[i]["step"] for i in slow],
+                [scales[i] for i in slow],
                 group,
                 foreach,
             )
@@ -1143,3 +1192,562 @@ def _adam_update(
         if weight_decay != 0 and decoupled:
             update.add_(param, alpha=-lr * weight_decay)
         param.add_(update * scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU fast path: one numba pass per parameter, built from cprop_core.backends.numpy's blocks
+# ---------------------------------------------------------------------------------------------
+#
+# On the CPU the paths above cost ~40 ATen passes over memory per step. With numba installed
+# (`pip install 'cprop[fast]'`), each eligible parameter instead takes one compiled loop that
+# does CProp's statistics (moments.update_moments / update_mean), the scale
+# (scale.cprop_scale, via the numba blocks of cprop_core.backends.numpy that
+# tests/backends/test_fastpaths.py proves equal to the core) and the optimizer's update, reading
+# and writing each array once (the wrapper: one loop before and one after the wrapped step).
+# Each kernel variant compiles on its first call (about a second each). The optimizer's
+# arithmetic repeats torch's CPU kernels operation by operation, including where they round
+# once (lerp, addcmul and add with alpha are fused multiply-adds there), so Adam's and SGD's
+# buffers match the ATen paths bit for bit given the same inputs;
+# tests/backends/test_torch_fastpath.py proves fast == ATen path.
+
+_FAST_DTYPES = (torch.float32, torch.float64)
+_NUMPY_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+_FAST_KERNELS: dict[tuple[Any, ...], Any] = {}
+
+
+def _numba_blocks() -> Any:
+    """cprop_core.backends.numpy's numba blocks, or None without numba."""
+    from cprop_core.backends import numpy as numpy_backend
+
+    return numpy_backend.numba_blocks() if numpy_backend.HAVE_NUMBA else None
+
+
+def _have_numba() -> bool:
+    from cprop_core.backends import numpy as numpy_backend
+
+    return numpy_backend.HAVE_NUMBA
+
+
+def _fast_path_on(optimizer: Any) -> bool:
+    """The optimizer asks for it, numba is there and no torch.compile trace is running."""
+    return (
+        bool(getattr(optimizer, "use_fast_path", False))
+        and _have_numba()
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _fast_tensor(tensor: Any, dtype: torch.dtype) -> bool:
+    """A dense, contiguous CPU tensor of ``dtype`` that ``.numpy()`` can view without a copy."""
+    return (
+        isinstance(tensor, torch.Tensor)
+        and type(tensor) in (torch.Tensor, torch.nn.Parameter)
+        and tensor.device.type == "cpu"
+        and tensor.dtype == dtype
+        and tensor.layout == torch.strided
+        and tensor.is_contiguous()
+        and not tensor.is_conj()
+        and not tensor.is_neg()
+    )
+
+
+def _fast_statistics_ok(state: dict[str, Any], dtype: torch.dtype, keys: tuple[str, ...]) -> bool:
+    """The parameter's ``cprop_*`` tensors (if any yet) can be viewed; a missing one after step
+    1 (e.g. a rule change) goes to the ATen path, which raises the explanatory error."""
+    if state.get("cprop_count", 0) == 0 or "cprop_mean" not in state:
+        return True
+    return all(key in state and _fast_tensor(state[key], dtype) for key in keys)
+
+
+def _flat(tensor: torch.Tensor) -> Any:
+    """Zero-copy 1-d NumPy view of a contiguous CPU tensor (0-d included)."""
+    return tensor.detach().numpy().reshape(-1)
+
+
+_WRAP_KEYS = ("cprop_mean", "cprop_var")
+
+
+def _fresh_statistics(state: dict[str, Any], like: torch.Tensor, keys: tuple[str, ...]) -> None:
+    """Zero statistics before step 1 (as ``cprop_core.init_state``)."""
+    if state.get("cprop_count", 0) == 0 or "cprop_mean" not in state:
+        for key in keys:
+            state[key] = torch.zeros_like(like, memory_format=torch.contiguous_format)
+
+
+def _cprop_constants(group: dict[str, Any], t: int, dtype: torch.dtype) -> tuple[Any, bool, Any]:
+    """(constants, zero denominator, erf/tanh coefficients) of step t for the numba blocks."""
+    from cprop_core.backends import numpy as numpy_backend
+
+    beta, c, eps = (float(group[key]) for key in _GROUP_KEYS[:3])
+    step = coefficients(beta, t)
+    np_dtype = _NUMPY_DTYPES[dtype]
+    constants, zero_denominator = numpy_backend.kernel_constants(step, c, eps, np_dtype)
+    return constants, zero_denominator, numpy_backend.conformity_coefficients()
+
+
+def _host_constants(values: list[float], dtype: torch.dtype) -> Any:
+    """Python floats as an array of ``dtype``, rounded to nearest as torch casts a scalar."""
+    import numpy
+
+    return numpy.array(values, dtype=numpy.float64).astype(_NUMPY_DTYPES[dtype])
+
+
+def _cdf_code(cdf: str) -> int:
+    from cprop_core.backends import numpy as numpy_backend
+
+    return numpy_backend._CDF_CODES[cdf]
+
+
+def _kernel(kind: str, *key: Any) -> Any:
+    """A compiled kernel, built once per variant and compiled per dtype on first call."""
+    full_key = (kind, *key)
+    if full_key not in _FAST_KERNELS:
+        builders = {
+            "adam": _make_adam_kernel,
+            "sgd": _make_sgd_kernel,
+            "wrap": _make_wrap_kernel,
+            "scale": _make_scale_kernel,
+        }
+        _FAST_KERNELS[full_key] = builders[kind](_numba_blocks(), *key)
+    return _FAST_KERNELS[full_key]
+
+
+def _make_adam_kernel(blocks: Any, cdf: int, fast: bool, shared: bool, decay: int, small: bool):
+    """CProp + torch.optim.Adam for one parameter, one pass (``decay``: 0 none, 1 L2 (coupled),
+    2 decoupled; ``small``: Adam's lerp weight 1 − β1 < 0.5, as torch's lerp picks its form).
+
+    Per element, in the order of the ATen path (CPropAdam.step): Adam's moments of ±g (+wd·θ),
+    CProp's m̂ (and d, or d = v̂ − m̂² from exp_avg_sq when ``shared``), s, then
+    θ ← θ + s·u with u = step_size·m/(sqrt(v)/root + eps) (− lr·wd·θ when decoupled).
+    """
+    statistics, update_mean, z_score, finish = (
+        blocks.statistics,
+        blocks.update_mean,
+        blocks.z_score_reciprocal,
+        blocks.finish,
+    )
+    variance_from_moment = blocks.variance_from_moment
+    fma, cdf_constants = blocks.fma, blocks.cdf_constants
+    conformity = blocks.make_conformity(cdf, fast)
+
+    @blocks.njit()
+    def kernel(param, grad, exp_avg, exp_avg_sq, mean, var, k, zero_denominator, cf, a):
+        alpha, keep, denominator, eps, c, largest = k[0], k[1], k[2], k[3], k[4], k[5]
+        zero, one, inf = k[12], k[13], k[14]
+        nan = inf - inf
+        q = cdf_constants(k)
+        sign, weight_decay, lerp_weight, lerp_weight_minus_1 = a[0], a[1], a[2], a[3]
+        beta2, one_minus_beta2, inverse_root, adam_eps = a[4], a[5], a[6], a[7]
+        step_size, decoupled_decay, inverse_correction = a[8], a[9], a[10]
+        first = a[11] != zero
+        inverse_denominator = one / denominator
+        for i in range(grad.size):
+            gi = grad[i]
+            theta = param[i]
+            direction = sign * gi
+            if decay == 1:  # direction.add(param, alpha=wd)
+                direction = fma(theta, weight_decay, direction)
+            m = exp_avg[i]
+            if small:  # exp_avg.lerp_(direction, 1 - β1)
+                m = fma(lerp_weight, direction - m, m)
+            else:
+                m = fma(lerp_weight_minus_1, direction - m, direction)
+            v = fma(one_minus_beta2 * direction, direction, exp_avg_sq[i] * beta2)  # addcmul
+            exp_avg[i] = m
+            exp_avg_sq[i] = v
+            if shared:  # update_mean, then _shared_variance
+                new_mean = update_mean(gi, mean[i], alpha, keep, largest)
+                new_var = variance_from_moment(v, inverse_correction, new_mean, first, zero)
+            else:
+                new_mean, new_var = statistics(gi, mean[i], var[i], alpha, keep, largest)
+                var[i] = new_var
+            mean[i] = new_mean
+            z = z_score(new_mean, new_var, inverse_denominator, eps, zero_denominator, zero, inf)
+            s = finish(conformity(z, q, cf), new_mean, c, one, nan)
+            update = (m / (math.sqrt(v) * inverse_root + adam_eps)) * step_size
+            if decay == 2:  # update.add_(param, alpha=-lr·wd)
+                update = fma(theta, decoupled_decay, update)
+            param[i] = theta + update * s
+
+    return kernel
+
+
+def _make_sgd_kernel(blocks: Any, cdf: int, fast: bool, decay: bool, momentum: int, nesterov):
+    """CProp + torch.optim.SGD for one parameter, one pass (``momentum``: 0 none, 1 first step
+    (the buffer becomes d_p), 2 later steps): θ ← θ − lr·s·d_p as :func:`_sgd_update`."""
+    statistics, z_score, finish = blocks.statistics, blocks.z_score_reciprocal, blocks.finish
+    fma, cdf_constants = blocks.fma, blocks.cdf_constants
+    conformity = blocks.make_conformity(cdf, fast)
+
+    @blocks.njit()
+    def kernel(param, grad, buffer, mean, var, k, zero_denominator, cf, a):
+        alpha, keep, denominator, eps, c, largest = k[0], k[1], k[2], k[3], k[4], k[5]
+        zero, one, inf = k[12], k[13], k[14]
+        nan = inf - inf
+        inverse_denominator = one / denominator
+        q = cdf_constants(k)
+        sign, weight_decay, momentum_factor, undamped, negative_lr = a[0], a[1], a[2], a[3], a[4]
+        for i in range(grad.size):
+            gi = grad[i]
+            theta = param[i]
+            new_mean, new_var = statistics(gi, mean[i], var[i], alpha, keep, largest)
+            mean[i] = new_mean
+            var[i] = new_var
+            z = z_score(new_mean, new_var, inverse_denominator, eps, zero_denominator, zero, inf)
+            s = finish(conformity(z, q, cf), new_mean, c, one, nan)
+            direction = sign * gi
+            if decay:  # direction.add(param, alpha=wd)
+                direction = fma(theta, weight_decay, direction)
+            if momentum == 1:  # buffer = clone(d_p)
+                buffer[i] = direction
+                moved = direction
+            elif momentum == 2:  # buffer.mul_(μ).add_(d_p, alpha=1 − dampening)
+                moved = fma(direction, undamped, buffer[i] * momentum_factor)
+                buffer[i] = moved
+            else:
+                moved = direction
+            if momentum != 0:
+                if nesterov:  # d_p.add(buffer, alpha=μ)
+                    direction = fma(moved, momentum_factor, direction)
+                else:
+                    direction = moved
+            param[i] = fma(direction * s, negative_lr, theta)  # param.add_(d_p·s, alpha=−lr)
+
+    return kernel
+
+
+def _make_wrap_kernel(blocks: Any, cdf: int, fast: bool, phase: int):
+    """The wrapper's two passes around the wrapped step. Phase 0: CProp's statistics in place
+    (moments.update_moments) and θ_before; phase 1: the scale from them (scale.cprop_scale)
+    and θ ← θ_before + s·(θ_after − θ_before) as :func:`_rescale_updates`."""
+    statistics, z_score, finish = blocks.statistics, blocks.z_score_reciprocal, blocks.finish
+    cdf_constants = blocks.cdf_constants
+    conformity = blocks.make_conformity(cdf, fast)
+    if phase == 0:
+
+        @blocks.njit()
+        def snapshot(param, before, grad, mean, var, k):
+            alpha, keep, largest = k[0], k[1], k[5]
+            for i in range(grad.size):
+                before[i] = param[i]
+                new_mean, new_var = statistics(grad[i], mean[i], var[i], alpha, keep, largest)
+                mean[i] = new_mean
+                var[i] = new_var
+
+        return snapshot
+
+    @blocks.njit()
+    def rescale(param, before, mean, var, k, zero_denominator, cf):
+        denominator, eps, c = k[2], k[3], k[4]
+        zero, one, inf = k[12], k[13], k[14]
+        nan = inf - inf
+        inverse_denominator = one / denominator
+        q = cdf_constants(k)
+        for i in range(param.size):
+            new_mean = mean[i]
+            z = z_score(new_mean, var[i], inverse_denominator, eps, zero_denominator, zero, inf)
+            s = finish(conformity(z, q, cf), new_mean, c, one, nan)
+            b = before[i]
+            param[i] = (param[i] - b) * s + b
+
+    return rescale
+
+
+def _make_scale_kernel(blocks: Any, cdf: int, fast: bool, shared: bool):
+    """The scale of the last fast step from the statistics it left (scale.cprop_scale; with
+    ``shared``, d = v̂ − m̂² from exp_avg_sq as :func:`_shared_variance`): the same blocks on the
+    same stored values, so it equals bit for bit the scale the step applied."""
+    z_score, finish = blocks.z_score_reciprocal, blocks.finish
+    variance_from_moment = blocks.variance_from_moment
+    cdf_constants = blocks.cdf_constants
+    conformity = blocks.make_conformity(cdf, fast)
+
+    @blocks.njit()
+    def kernel(mean, second, scale, k, zero_denominator, cf, inverse_correction, first):
+        denominator, eps, c = k[2], k[3], k[4]
+        zero, one, inf = k[12], k[13], k[14]
+        nan = inf - inf
+        inverse_denominator = one / denominator
+        q = cdf_constants(k)
+        for i in range(mean.size):
+            new_mean = mean[i]
+            if shared:
+                new_var = variance_from_moment(second[i], inverse_correction, new_mean, first, zero)
+            else:
+                new_var = second[i]
+            z = z_score(new_mean, new_var, inverse_denominator, eps, zero_denominator, zero, inf)
+            scale[i] = finish(conformity(z, q, cf), new_mean, c, one, nan)
+
+    return kernel
+
+
+class _LazyScale:
+    """The scale of one parameter's last fast step, computed from its statistics when asked
+    (:meth:`_ScaleStats.last_scales`): writing it in the step would add a write-only stream
+    (measured +30% on CPropAdam at 1e7)."""
+
+    __slots__ = ("_arguments", "_value")
+
+    def __init__(self, group: dict[str, Any], t: int, mean, second, shared: bool) -> None:
+        inverse_correction = 1.0 / bias_correction(float(group["cprop_beta"]), t) if shared else 1.0
+        hyperparameters = {key: group[key] for key in _GROUP_KEYS}
+        self._arguments = (
+            group["cprop_cdf"],
+            t,
+            hyperparameters,
+            mean,
+            second,
+            shared,
+            inverse_correction,
+        )
+        self._value: torch.Tensor | None = None
+
+    def get(self) -> torch.Tensor:
+        if self._value is None:
+            cdf, t, group, mean, second, shared, inverse_correction = self._arguments
+            dtype = mean.dtype
+            constants, zero_denominator, coefficients_ = _cprop_constants(group, t, dtype)
+            scale = torch.empty_like(mean, memory_format=torch.contiguous_format)
+            kernel = _kernel("scale", _cdf_code(cdf), dtype == torch.float32, shared)
+            kernel(
+                _flat(mean),
+                _flat(second),
+                _flat(scale),
+                constants,
+                zero_denominator,
+                coefficients_,
+                _host_constants([inverse_correction], dtype)[0],
+                t == 1,
+            )
+            self._value = scale
+            self._arguments = None
+        return self._value
+
+
+def _resolve(scale: Any) -> torch.Tensor:
+    return scale.get() if isinstance(scale, _LazyScale) else scale
+
+
+def _fast_indices(
+    optimizer: Any,
+    group: dict[str, Any],
+    reals: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    states: list[dict[str, Any]],
+    eligible: Callable[..., bool],
+) -> list[int]:
+    """Indices of the parameters of ``group`` that take the fast path this step."""
+    if not reals or group["cprop_rule"] != "cprop" or not _fast_path_on(optimizer):
+        return []
+    _validate_group(group)
+    return [
+        i
+        for i, (real, grad, state) in enumerate(zip(reals, grads, states))
+        if real.dtype in _FAST_DTYPES
+        and _fast_tensor(real, real.dtype)
+        and _fast_tensor(grad, real.dtype)
+        and eligible(group, real, state)
+    ]
+
+
+def _adam_fast_ok(group: dict[str, Any], real: torch.Tensor, state: dict[str, Any]) -> bool:
+    keys = ("cprop_mean",) if state.get("cprop_shared", False) else ("cprop_mean", "cprop_var")
+    return (
+        _fast_tensor(state["exp_avg"], real.dtype)
+        and _fast_tensor(state["exp_avg_sq"], real.dtype)
+        and isinstance(state["step"], torch.Tensor)
+        and state["step"].device.type == "cpu"
+        and _fast_statistics_ok(state, real.dtype, keys)
+    )
+
+
+def _sgd_fast_ok(group: dict[str, Any], real: torch.Tensor, state: dict[str, Any]) -> bool:
+    buffer = state.get("momentum_buffer")
+    return (
+        group["momentum"] == 0 or buffer is None or _fast_tensor(buffer, real.dtype)
+    ) and _fast_statistics_ok(state, real.dtype, ("cprop_mean", "cprop_var"))
+
+
+def _wrap_fast_ok(group: dict[str, Any], real: torch.Tensor, state: dict[str, Any]) -> bool:
+    return _fast_statistics_ok(state, real.dtype, ("cprop_mean", "cprop_var"))
+
+
+def _dummy(like: torch.Tensor) -> Any:
+    """A 1-element array standing for a buffer a kernel variant does not touch."""
+    return torch.empty(1, dtype=like.dtype).numpy()
+
+
+def _fast_adam_step(
+    optimizer: Any,
+    group: dict[str, Any],
+    param: torch.Tensor,
+    real: torch.Tensor,
+    grad: torch.Tensor,
+    state: dict[str, Any],
+) -> torch.Tensor:
+    """CPropAdam's step of one parameter in one numba pass; returns its scale tensor."""
+    shared = bool(state.get("cprop_shared", False))
+    keys = ("cprop_mean",) if shared else ("cprop_mean", "cprop_var")
+    _fresh_statistics(state, real, keys)
+    t = state.get("cprop_count", 0) + 1
+    beta1, beta2 = group["betas"]
+    lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+    state["step"].add_(1.0)
+    adam_t = int(state["step"].item())  # as _adam_scalars (not traced: the fast path is eager)
+    step_size, root = -(lr / (1 - beta1**adam_t)), (1 - beta2**adam_t) ** 0.5
+    decay = 0 if weight_decay == 0 else (2 if group["decoupled"] else 1)
+    dtype = real.dtype
+    adam = _host_constants(
+        [
+            -1.0 if group["maximize"] else 1.0,
+            weight_decay,
+            1 - beta1,
+            0.0,  # lerp's weight − 1, computed below in the dtype as torch's lerp does
+            beta2,
+            1 - beta2,
+            1.0 / root,
+            eps,
+            step_size,
+            -lr * weight_decay,
+            1.0 / bias_correction(float(group["cprop_beta"]), t),
+            1.0 if t == 1 else 0.0,
+        ],
+        dtype,
+    )
+    adam[3] = adam[2] - 1
+    constants, zero_denominator, coefficients_ = _cprop_constants(group, t, dtype)
+    kernel = _kernel(
+        "adam",
+        _cdf_code(group["cprop_cdf"]),
+        dtype == torch.float32,
+        shared,
+        decay,
+        bool(abs(adam[2]) < 0.5),
+    )
+    kernel(
+        _flat(real),
+        _flat(grad),
+        _flat(state["exp_avg"]),
+        _flat(state["exp_avg_sq"]),
+        _flat(state["cprop_mean"]),
+        _dummy(real) if shared else _flat(state["cprop_var"]),
+        constants,
+        zero_denominator,
+        coefficients_,
+        adam,
+    )
+    state["cprop_count"] = t
+    second = state["exp_avg_sq"] if shared else state["cprop_var"]
+    return _LazyScale(group, t, state["cprop_mean"], second, shared)
+
+
+def _fast_sgd_step(
+    optimizer: Any,
+    group: dict[str, Any],
+    param: torch.Tensor,
+    real: torch.Tensor,
+    grad: torch.Tensor,
+    state: dict[str, Any],
+) -> torch.Tensor:
+    """CPropSGD's step of one parameter in one numba pass; returns its scale tensor."""
+    _fresh_statistics(state, real, ("cprop_mean", "cprop_var"))
+    t = state.get("cprop_count", 0) + 1
+    momentum, dampening = group["momentum"], group["dampening"]
+    buffer = state.get("momentum_buffer")
+    if momentum == 0:
+        mode = 0
+    elif buffer is None:
+        mode = 1
+        buffer = state["momentum_buffer"] = torch.empty_like(
+            real, memory_format=torch.contiguous_format
+        )
+    else:
+        mode = 2
+    dtype = real.dtype
+    sgd = _host_constants(
+        [
+            -1.0 if group["maximize"] else 1.0,
+            group["weight_decay"],
+            momentum,
+            1 - dampening,
+            -group["lr"],
+        ],
+        dtype,
+    )
+    constants, zero_denominator, coefficients_ = _cprop_constants(group, t, dtype)
+    kernel = _kernel(
+        "sgd",
+        _cdf_code(group["cprop_cdf"]),
+        dtype == torch.float32,
+        group["weight_decay"] != 0,
+        mode,
+        bool(group["nesterov"]),
+    )
+    kernel(
+        _flat(real),
+        _flat(grad),
+        _dummy(real) if mode == 0 else _flat(buffer),
+        _flat(state["cprop_mean"]),
+        _flat(state["cprop_var"]),
+        constants,
+        zero_denominator,
+        coefficients_,
+        sgd,
+    )
+    state["cprop_count"] = t
+    return _LazyScale(group, t, state["cprop_mean"], state["cprop_var"], False)
+
+
+def _fast_wrap_scale(
+    optimizer: Any, group: dict[str, Any], param: torch.Tensor, real: torch.Tensor, grad
+) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+    """The wrapper's CProp statistics of one parameter and θ_before, in one pass.
+
+    Returns (scale, θ_before, new ``cprop_*`` entries). Existing statistics are updated in place
+    (the wrapped optimizer never reads them); new ones (step 1) and the count are put into the
+    state only after the wrapped step, whose lazy initialisation looks for an empty state.
+    The scale is computed in :func:`_fast_wrap_rescale`, from the statistics.
+    """
+    state = optimizer.state[param]
+    entries: dict[str, Any] = {}
+    _fresh_statistics(entries if state.get("cprop_count", 0) == 0 else state, real, _WRAP_KEYS)
+    mean, var = (entries.get(key, state.get(key)) for key in _WRAP_KEYS)
+    t = state.get("cprop_count", 0) + 1
+    constants, _, _ = _cprop_constants(group, t, real.dtype)
+    before = _before_buffer(optimizer, param, real)
+    kernel = _kernel("wrap", 0, real.dtype == torch.float32, 0)  # no CDF in this pass
+    kernel(_flat(real), _flat(before), _flat(grad), _flat(mean), _flat(var), constants)
+    entries["cprop_count"] = t
+    scale = _LazyScale(group, t, mean, var, False) if optimizer.keep_scales else None
+    return scale, before, entries
+
+
+def _before_buffer(optimizer: Any, param: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """θ_before's buffer, kept from step to step: a fresh one would fault in (and the kernel
+    zero) new pages every step."""
+    buffers = optimizer.__dict__.setdefault("_fast_befores", {})
+    buffer = buffers.get(param)
+    if buffer is None or buffer.shape != like.shape or buffer.dtype != like.dtype:
+        buffer = buffers[param] = torch.empty_like(like, memory_format=torch.contiguous_format)
+    return buffer
+
+
+def _fast_wrap_rescale(
+    group: dict[str, Any], t: int, real: torch.Tensor, before: torch.Tensor, mean, var
+) -> None:
+    """s from the new statistics, then θ ← θ_before + s·(θ_after − θ_before), in one pass."""
+    constants, zero_denominator, coefficients_ = _cprop_constants(group, t, real.dtype)
+    if not _fast_tensor(real, before.dtype):  # the wrapped step replaced the parameter's layout
+        scale = _LazyScale(group, t, mean, var, False).get()
+        _rescale_updates([real], [before], [scale], False)
+        return
+    kernel = _kernel("wrap", _cdf_code(group["cprop_cdf"]), real.dtype == torch.float32, 1)
+    kernel(
+        _flat(real),
+        _flat(before),
+        _flat(mean),
+        _flat(var),
+        constants,
+        zero_denominator,
+        coefficients_,
+    )
