@@ -39,7 +39,7 @@ PROFILES = {
     "quick": Profile(
         name="quick",
         iterations=600,
-        cnn_iterations=400,
+        cnn_iterations=300,
         lr_budget=200,
         lr_max_trials=5,
         seeds=3,
