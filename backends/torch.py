@@ -591,7 +591,7 @@ class CProp(_ScaleStats, Optimizer):
             fast = set(_fast_indices(self, group, reals, all_grads, all_states, _wrap_fast_ok))
             slow = [i for i in range(len(every)) if i not in fast]
             group_scales: list[Any] = [None] * len(every)
-            for i in sorted(fast):  # CProp's step in place (committed now) and θ_before
+            for i in sorted(fast):  # θ_before and the raw gradient; statistics after the step
                 scale, before, new = _fast_wrap_scale(self, group, every[i], reals[i], all_grads[i])
                 group_scales[i] = scale
                 fast_plans.append((every[i], before, group, all_states[i], new))
@@ -1417,35 +1417,38 @@ def _make_sgd_kernel(blocks: Any, cdf: int, fast: bool, decay: bool, momentum: i
 
 
 def _make_wrap_kernel(blocks: Any, cdf: int, fast: bool, phase: int):
-    """The wrapper's two passes around the wrapped step. Phase 0: CProp's statistics in place
-    (moments.update_moments) and θ_before; phase 1: the scale from them (scale.cprop_scale)
-    and θ ← θ_before + s·(θ_after − θ_before) as :func:`_rescale_updates`."""
+    """The wrapper's two passes around the wrapped step. Phase 0: θ_before and a copy of the
+    raw gradient (the wrapped step may change ``p.grad``, e.g. Rprop does); phase 1: CProp's
+    statistics from that copy (moments.update_moments), the scale from them
+    (scale.cprop_scale) and θ ← θ_before + s·(θ_after − θ_before) as :func:`_rescale_updates`.
+    Nothing of CProp's state is written before the wrapped step has returned, so a wrapped
+    step that raises leaves it exactly as it was."""
     statistics, z_score, finish = blocks.statistics, blocks.z_score_reciprocal, blocks.finish
     cdf_constants = blocks.cdf_constants
     conformity = blocks.make_conformity(cdf, fast)
     if phase == 0:
 
         @blocks.njit()
-        def snapshot(param, before, grad, mean, var, k):
-            alpha, keep, largest = k[0], k[1], k[5]
+        def snapshot(param, before, grad, grad_copy):
             for i in range(grad.size):
                 before[i] = param[i]
-                new_mean, new_var = statistics(grad[i], mean[i], var[i], alpha, keep, largest)
-                mean[i] = new_mean
-                var[i] = new_var
+                grad_copy[i] = grad[i]
 
         return snapshot
 
     @blocks.njit()
-    def rescale(param, before, mean, var, k, zero_denominator, cf):
+    def rescale(param, before, grad, mean, var, k, zero_denominator, cf):
+        alpha, keep, largest = k[0], k[1], k[5]
         denominator, eps, c = k[2], k[3], k[4]
         zero, one, inf = k[12], k[13], k[14]
         nan = inf - inf
         inverse_denominator = one / denominator
         q = cdf_constants(k)
         for i in range(param.size):
-            new_mean = mean[i]
-            z = z_score(new_mean, var[i], inverse_denominator, eps, zero_denominator, zero, inf)
+            new_mean, new_var = statistics(grad[i], mean[i], var[i], alpha, keep, largest)
+            mean[i] = new_mean
+            var[i] = new_var
+            z = z_score(new_mean, new_var, inverse_denominator, eps, zero_denominator, zero, inf)
             s = finish(conformity(z, q, cf), new_mean, c, one, nan)
             b = before[i]
             param[i] = (param[i] - b) * s + b
@@ -1700,32 +1703,33 @@ def _fast_sgd_step(
 
 def _fast_wrap_scale(
     optimizer: Any, group: dict[str, Any], param: torch.Tensor, real: torch.Tensor, grad
-) -> tuple[Any, torch.Tensor, dict[str, Any]]:
-    """The wrapper's CProp statistics of one parameter and θ_before, in one pass.
+) -> tuple[Any, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+    """θ_before and a copy of the raw gradient of one parameter, in one pass.
 
-    Returns (scale, θ_before, new ``cprop_*`` entries). Existing statistics are updated in place
-    (the wrapped optimizer never reads them); new ones (step 1) and the count are put into the
-    state only after the wrapped step, whose lazy initialisation looks for an empty state.
-    The scale is computed in :func:`_fast_wrap_rescale`, from the statistics.
+    Returns (scale, (θ_before, gradient copy), new ``cprop_*`` entries). The statistics are
+    updated only in :func:`_fast_wrap_rescale`, after the wrapped step returned; new ones
+    (step 1) and the count are put into the state only then, since the wrapped optimizer's lazy
+    initialisation looks for an empty state. The scale is lazy (computed when asked for).
     """
     state = optimizer.state[param]
     entries: dict[str, Any] = {}
-    _fresh_statistics(entries if state.get("cprop_count", 0) == 0 else state, real, _WRAP_KEYS)
+    if state.get("cprop_count", 0) == 0:
+        _fresh_statistics(entries, real, _WRAP_KEYS)
     mean, var = (entries.get(key, state.get(key)) for key in _WRAP_KEYS)
     t = state.get("cprop_count", 0) + 1
-    constants, _, _ = _cprop_constants(group, t, real.dtype)
-    before = _before_buffer(optimizer, param, real)
+    before = _buffer(optimizer, "_fast_befores", param, real)
+    grad_copy = _buffer(optimizer, "_fast_grads", param, real)
     kernel = _kernel("wrap", 0, real.dtype == torch.float32, 0)  # no CDF in this pass
-    kernel(_flat(real), _flat(before), _flat(grad), _flat(mean), _flat(var), constants)
+    kernel(_flat(real), _flat(before), _flat(grad), _flat(grad_copy))
     entries["cprop_count"] = t
     scale = _LazyScale(group, t, mean, var, False) if optimizer.keep_scales else None
-    return scale, before, entries
+    return scale, (before, grad_copy), entries
 
 
-def _before_buffer(optimizer: Any, param: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """θ_before's buffer, kept from step to step: a fresh one would fault in (and the kernel
-    zero) new pages every step."""
-    buffers = optimizer.__dict__.setdefault("_fast_befores", {})
+def _buffer(optimizer: Any, name: str, param: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A work buffer shaped like ``like``, kept from step to step: a fresh one would fault in
+    (and the kernel zero) new pages every step."""
+    buffers = optimizer.__dict__.setdefault(name, {})
     buffer = buffers.get(param)
     if buffer is None or buffer.shape != like.shape or buffer.dtype != like.dtype:
         buffer = buffers[param] = torch.empty_like(like, memory_format=torch.contiguous_format)
@@ -1733,11 +1737,24 @@ def _before_buffer(optimizer: Any, param: torch.Tensor, like: torch.Tensor) -> t
 
 
 def _fast_wrap_rescale(
-    group: dict[str, Any], t: int, real: torch.Tensor, before: torch.Tensor, mean, var
+    group: dict[str, Any],
+    t: int,
+    real: torch.Tensor,
+    buffers: tuple[torch.Tensor, torch.Tensor],
+    mean: torch.Tensor,
+    var: torch.Tensor,
 ) -> None:
-    """s from the new statistics, then θ ← θ_before + s·(θ_after − θ_before), in one pass."""
+    """CProp's statistics from the gradient copy, s from them, then
+    θ ← θ_before + s·(θ_after − θ_before), in one pass."""
+    before, grad = buffers
     constants, zero_denominator, coefficients_ = _cprop_constants(group, t, real.dtype)
     if not _fast_tensor(real, before.dtype):  # the wrapped step replaced the parameter's layout
+        step = coefficients(float(group["cprop_beta"]), t)
+        new_mean, new_var = update_moments(
+            mean, var, grad, step.alpha, step.keep, _torch_namespace()
+        )
+        mean.copy_(new_mean)
+        var.copy_(new_var)
         scale = _LazyScale(group, t, mean, var, False).get()
         _rescale_updates([real], [before], [scale], False)
         return
@@ -1745,6 +1762,7 @@ def _fast_wrap_rescale(
     kernel(
         _flat(real),
         _flat(before),
+        _flat(grad),
         _flat(mean),
         _flat(var),
         constants,

@@ -252,3 +252,55 @@ def test_non_finite_gradient_gives_nan_scale_on_both_paths():
     assert torch.equal(mean_fast.isnan(), mean_slow.isnan())
     torch.testing.assert_close(scale_fast, scale_slow, equal_nan=True, rtol=0, atol=1e-5)
     assert bool(scale_fast[0].isnan()) and bool(scale_fast[2].isnan())
+
+
+class _Failing(torch.optim.SGD):
+    """SGD whose step raises when ``fail`` is set (after CProp has prepared its step)."""
+
+    fail = False
+
+    def step(self, closure=None):
+        if self.fail:
+            raise RuntimeError("inner step failed")
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_raising_wrapped_step_leaves_cprop_state_untouched(fast):
+    torch.manual_seed(0)
+    param = torch.nn.Parameter(torch.randn(300))
+    inner = _Failing([param], lr=0.1)
+    opt = CProp(inner)
+    opt.use_fast_path = fast
+    for _ in range(3):
+        param.grad = torch.randn(300)
+        opt.step()
+    saved = copy.deepcopy(opt.state[param])
+    theta = param.detach().clone()
+    inner.fail = True
+    param.grad = torch.randn(300)
+    with pytest.raises(RuntimeError, match="inner step failed"):
+        opt.step()
+    assert opt.state[param]["cprop_count"] == saved["cprop_count"] == 3
+    for key in ("cprop_mean", "cprop_var"):
+        assert torch.equal(opt.state[param][key], saved[key])
+    assert torch.equal(param.detach(), theta)
+    inner.fail = False
+    opt.step()  # and it goes on from where it was
+    assert opt.state[param]["cprop_count"] == 4
+
+
+def test_wrapped_step_that_changes_the_gradient_in_place_rprop():
+    """Rprop rewrites p.grad in place; the scale must come from the raw gradient on both paths."""
+    results = []
+    for fast in (True, False):
+        torch.manual_seed(1)
+        param = torch.nn.Parameter(torch.randn(200, dtype=torch.float64))
+        opt = CProp(torch.optim.Rprop([param], lr=0.01))
+        opt.use_fast_path = fast
+        for step in range(6):
+            param.grad = torch.sin(param.detach() * (step + 1)) + 0.1
+            opt.step()
+        results.append((param.detach().clone(), opt.state[param]["cprop_mean"].clone()))
+    assert torch.allclose(results[0][0], results[1][0], rtol=0, atol=1e-12)
+    assert torch.equal(results[0][1], results[1][1])
