@@ -29,6 +29,7 @@ from typing import Any
 from cprop_core import CPropState
 from cprop_core._tree import Tree, tree_paths, tree_unflatten
 from cprop_core.hyperparams import coefficients, validate_hyperparameters
+from cprop_core.moments import gradient_limit
 from cprop_core.scale import _LOGISTIC, _SQRT1_2
 from cprop_core.step import _check_state, _checked_leaves
 
@@ -39,19 +40,16 @@ _CDF_CODES = {"normal": 0, "logistic": 1, "bfo": 2, "bft": 3}
 # One thread per element. `mean`, `var` are read and written in place; every scalar arrives as
 # the arrays' type T, as NumPy applies a Python float to a float32 array (NEP 50).
 _OPERATION = r"""
+    // moments.clip_gradient: g saturated to ±limit where finite (limit = gradient_limit)
+    T gc = g;
+    if (isfinite(gc)) gc = gc > limit ? limit : (gc < -limit ? -limit : gc);
     // moments.update_moments: delta = g - m̂
     const T old_mean = mean;
-    const T delta = g - old_mean;
-    // moments.update_mean: (1-α)·m̂ + α·g, clipped to ±largest where g and m̂ are finite
-    T new_mean = keep * old_mean + alpha * g;
-    if (isfinite(g) && isfinite(old_mean)) {
-        new_mean = new_mean > largest ? largest : (new_mean < -largest ? -largest : new_mean);
-    }
-    // moments.update_variance: min(keep·(d + α·min(δ², largest)), largest); NaN stays NaN
-    T squared = delta * delta;
-    if (squared > largest) squared = largest;
-    T new_var = keep * (var + alpha * squared);
-    if (new_var > largest) new_var = largest;
+    const T delta = gc - old_mean;
+    // moments.update_mean: (1-α)·m̂ + α·g
+    const T new_mean = keep * old_mean + alpha * gc;
+    // moments.update_variance: keep·(d + α·δ²)
+    const T new_var = keep * (var + alpha * (delta * delta));
     mean = new_mean;
     var = new_var;
     // scale.standard_error and scale.z_score
@@ -100,7 +98,7 @@ def step_kernel() -> Any:
 
     return cupy.ElementwiseKernel(
         in_params=(
-            "T g, T alpha, T keep, T denominator, T eps, T c, T largest, "
+            "T g, T alpha, T keep, T denominator, T eps, T c, T limit, "
             "bool zero_denominator, int32 cdf"
         ),
         out_params="T mean, T var, T scale",
@@ -162,7 +160,7 @@ def cprop_step_inplace(
             dtype(denominator),
             dtype(eps),
             dtype(c),
-            dtype(cupy.finfo(mean.dtype).max),
+            dtype(gradient_limit(mean.dtype, cupy)),
             denominator == 0.0,
             _CDF_CODES[cdf],
             mean,

@@ -26,7 +26,7 @@ same blocks, so the statistics and scale math exists once.
 
 Non-finite and overflow policy: exactly the core's (docs/math.md, SPEC traps 5 and 6): a NaN/inf
 gradient element makes its m̂ non-finite and its scale NaN, other elements are untouched; a
-squared deviation beyond the dtype's range saturates at its largest finite value.
+gradient beyond ±L (moments.gradient_limit) saturates to ±L.
 
 >>> import numpy as np
 >>> from cprop_core import init_state
@@ -49,6 +49,7 @@ from cprop_core import erf as _erf_module
 from cprop_core._namespace import erf_function
 from cprop_core._tree import Tree, tree_paths, tree_unflatten
 from cprop_core.hyperparams import coefficients, validate_hyperparameters
+from cprop_core.moments import gradient_limit
 from cprop_core.scale import _LOGISTIC, _SQRT1_2
 from cprop_core.step import _check_state, _checked_leaves
 
@@ -186,6 +187,7 @@ class _Workspace:
         self.new_mean = np.empty(size, dtype)
         self.delta = np.empty(size, dtype)
         self.work = np.empty(size, dtype)
+        self.clipped = np.empty(size, dtype)
         self.flags = np.empty(size, bool)
         self.other_flags = np.empty(size, bool)
 
@@ -200,28 +202,26 @@ def _numpy_block(g, mean, var, scale, step, c, eps, cdf, work: _Workspace) -> No
     n = g.size
     new_mean, delta, tmp = work.new_mean[:n], work.delta[:n], work.work[:n]
     finite, flags = work.flags[:n], work.other_flags[:n]
-    largest = float(np.finfo(var.dtype).max)
+    limit = gradient_limit(var.dtype, np)
 
+    # moments.clip_gradient: ±L where finite (into a work buffer: g is the caller's)
+    clipped = work.clipped[:n]
+    np.copyto(clipped, g)
+    np.isfinite(g, out=flags)
+    np.clip(clipped, -limit, limit, out=clipped, where=flags)
     # moments.update_moments: delta = grad - mean
-    np.subtract(g, mean, out=delta)
-    # moments.update_mean: new = keep * mean + alpha * grad; clip to ±largest where g, m finite
+    np.subtract(clipped, mean, out=delta)
+    # moments.update_mean: new = keep * mean + alpha * grad
     np.multiply(mean, step.keep, out=new_mean)
-    np.multiply(g, step.alpha, out=tmp)
+    np.multiply(clipped, step.alpha, out=tmp)
     np.add(new_mean, tmp, out=new_mean)
     np.isfinite(new_mean, out=finite)
     all_finite = bool(finite.all())
-    if not all_finite:
-        np.isfinite(g, out=flags)
-        np.logical_and(flags, np.isfinite(mean), out=flags)
-        np.clip(new_mean, -largest, largest, out=new_mean, where=flags)
-        np.isfinite(new_mean, out=finite)
-    # moments.update_variance: clip(keep * (var + alpha * clip(delta², max)), max)
+    # moments.update_variance: keep * (var + alpha * (delta * delta))
     np.multiply(delta, delta, out=delta)
-    np.clip(delta, None, largest, out=delta)
     np.multiply(delta, step.alpha, out=delta)
     np.add(var, delta, out=delta)
     np.multiply(delta, step.keep, out=var)
-    np.clip(var, None, largest, out=var)
     np.copyto(mean, new_mean)
 
     # scale.standard_error: sqrt(clip(d, min=0) / (n - 1 + ε)) + ε  (0 when n - 1 + ε = 0)
@@ -309,7 +309,7 @@ def kernel_constants(step, c: float, eps: float, dtype: Any) -> tuple[np.ndarray
             denominator,
             eps,
             c,
-            float(np.finfo(dtype).max),
+            gradient_limit(np.dtype(dtype), np),
             _SQRT1_2,
             _LOGISTIC,
             0.851,
@@ -509,22 +509,20 @@ def _build_blocks():
         return x  # NaN
 
     @njit(inline="always")
-    def update_mean(gi, mi, alpha, keep, largest):
-        """moments.update_mean, one element."""
-        new_mean = keep * mi + alpha * gi
-        if math.isfinite(gi) and math.isfinite(mi):
-            new_mean = min(max(new_mean, -largest), largest)
-        return new_mean
+    def update_mean(gi, mi, alpha, keep, limit):
+        """moments.clip_gradient then moments.update_mean, one element."""
+        if math.isfinite(gi):
+            gi = min(max(gi, -limit), limit)
+        return keep * mi + alpha * gi
 
     @njit(inline="always")
-    def statistics(gi, mi, vi, alpha, keep, largest):
-        """moments.update_moments (update_mean, update_variance), one element."""
+    def statistics(gi, mi, vi, alpha, keep, limit):
+        """moments.update_moments (clip_gradient, update_mean, update_variance), one element."""
+        if math.isfinite(gi):
+            gi = min(max(gi, -limit), limit)
         delta = gi - mi
-        new_mean = update_mean(gi, mi, alpha, keep, largest)
-        squared = delta * delta
-        squared = largest if squared > largest else squared  # NaN stays NaN
-        new_var = keep * (vi + alpha * squared)
-        new_var = largest if new_var > largest else new_var
+        new_mean = keep * mi + alpha * gi
+        new_var = keep * (vi + alpha * (delta * delta))
         return new_mean, new_var
 
     @njit(inline="always")

@@ -50,7 +50,7 @@ from torch.optim import Optimizer
 import cprop_core
 from cprop_core import CPropState, RelativeRateState
 from cprop_core.hyperparams import bias_correction, coefficients, validate_hyperparameters
-from cprop_core.moments import update_mean, update_moments
+from cprop_core.moments import clip_gradient, update_mean, update_moments
 from cprop_core.scale import cprop_scale
 
 __all__ = ["CProp", "CPropAdam", "CPropSGD", "RULES", "cprop_class"]
@@ -1103,7 +1103,9 @@ def _shared_scales(
         mean = state.get("cprop_mean")
         if mean is None or count == 0:
             mean = torch.zeros_like(grad)
-        mean = update_mean(_state_in_place(mean, grad), grad, step.alpha, step.keep, xp)
+        mean = update_mean(
+            _state_in_place(mean, grad), clip_gradient(grad, xp), step.alpha, step.keep
+        )
         variance = _shared_variance(mean, state["exp_avg_sq"], beta, t)
         scales.append(cprop_scale(mean, variance, step.excess, c=c, eps=eps, cdf=cdf, xp=xp))
         entries.append({"cprop_count": t, "cprop_mean": mean})

@@ -13,7 +13,7 @@ from . import scale as _scale
 from ._namespace import check_same_place, namespace_of, statistics_dtype
 from ._tree import Tree, tree_paths, tree_structure, tree_unflatten
 from .hyperparams import coefficients, validate_count, validate_hyperparameters
-from .moments import update_mean, update_moments
+from .moments import clip_gradient, update_mean, update_moments
 
 __all__ = [
     "CPropState",
@@ -215,7 +215,8 @@ def relative_rate_step(
     t, step, leaves = _prepare(state, RelativeRateState, grad, beta)
     results = []
     for xp, mean, abs_mean, g in leaves:
-        mean = update_mean(mean, g, step.alpha, step.keep, xp)
-        abs_mean = update_mean(abs_mean, xp.abs(g), step.alpha, step.keep, xp)
+        g = clip_gradient(g, xp)
+        mean = update_mean(mean, g, step.alpha, step.keep)
+        abs_mean = update_mean(abs_mean, xp.abs(g), step.alpha, step.keep)
         results.append((mean, abs_mean, _scale.relative_rate(mean, abs_mean, c=float(c), xp=xp)))
     return _finish(state, t, grad, results)

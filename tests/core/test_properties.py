@@ -162,3 +162,20 @@ def test_non_finite_gradient_poisons_only_its_element(grads, beta, column, bad):
     keep = np.arange(grads.shape[1]) != column
     np.testing.assert_array_equal(got[:, keep], clean[:, keep])
     np.testing.assert_array_equal(got[:step], clean[:step])
+
+
+def test_huge_sign_flipping_gradients_get_the_reference_scale_not_full_confidence():
+    """Trap 6: gradients whose square overflows saturate to ±L (moments.gradient_limit), so a
+    sign-flipping 1e20..3e38 history has the small scale the float64 reference gives it."""
+    from cprop_core.reference import reference_scales
+
+    for dtype, magnitudes in ((np.float32, (1e18, 1e20, 1e30, 3e38)), (np.float64, (1e160,))):
+        for m in magnitudes:
+            grads = np.array([[m], [-m], [m], [-m], [m]], dtype=dtype)
+            _, s = run(cprop_step, init_state, grads, beta=0.9)
+            expected = reference_scales(grads.astype(np.float64) / m, beta=0.9)
+            np.testing.assert_allclose(s, expected, rtol=0, atol=1e-5)
+            assert s[1:].max() < 0.5
+            _, r = run(moment_rate_step, init_state, grads, beta=0.9)
+            _, rho = run(relative_rate_step, init_relative_rate_state, grads, beta=0.9)
+            assert np.all(r <= rho * (1 + 1e-6))
