@@ -468,6 +468,13 @@ class CProp(_ScaleStats, Optimizer):
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer instance, got {type(optimizer)!r}"
             )
+        if isinstance(optimizer, (CProp, _FusedBase)):
+            raise TypeError(
+                f"optimizer: {type(optimizer).__name__} already applies the CProp scale; "
+                "wrapping it again would scale every update twice"
+            )
+        if not isinstance(keep_scales, bool):
+            raise TypeError(f"keep_scales must be a bool, got {keep_scales!r}")
         if isinstance(optimizer, torch.optim.LBFGS):
             raise TypeError(
                 "optimizer: LBFGS re-evaluates the closure inside its step, so the update of "
@@ -690,8 +697,10 @@ def cprop_class(optimizer_class: type[Optimizer]) -> type[CProp]:
         raise TypeError(
             f"optimizer_class must be a torch.optim.Optimizer subclass, got {optimizer_class!r}"
         )
-    if issubclass(optimizer_class, CProp):
-        raise TypeError("optimizer_class is already a CProp class")
+    if issubclass(optimizer_class, (CProp, _FusedBase)):
+        raise TypeError(
+            f"optimizer_class: {optimizer_class.__name__} already applies the CProp scale"
+        )
     if optimizer_class in _CLASSES:
         return _CLASSES[optimizer_class]
 

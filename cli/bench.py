@@ -109,7 +109,31 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad arguments before any benchmark runs (SystemExit naming the flag)."""
+    import os
+
+    if args.repeat is not None and args.repeat < 1:
+        raise SystemExit(f"cprop bench: --repeat must be >= 1, got {args.repeat}")
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"cprop bench: --threads must be >= 1, got {args.threads}")
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            raise SystemExit(f"cprop bench: --json: folder {folder} does not exist")
+    if args.device == "cuda":
+        try:
+            import torch
+
+            available = torch.cuda.is_available()
+        except ImportError:
+            available = False
+        if not available:
+            raise SystemExit("cprop bench: --device cuda: no CUDA GPU is available here")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_arguments(args)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     repeat = args.repeat or (3 if args.quick else 7)
     if args.device == "cpu":

@@ -175,11 +175,15 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     rows, missing = verify(names, tuple(args.dtype), tuple(args.cdf), steps=args.steps)
     print(format_table(rows))
+    failed: list = [r for r in rows if not r.passed]
     for name, why in missing.items():
-        print(f"skipped {name}: {why}")
-    failed = [r for r in rows if not r.passed]
+        if args.backend:  # a backend the user named must run, or the check proves nothing
+            print(f"FAIL {name}: requested but unavailable ({why})")
+            failed.append(name)
+        else:
+            print(f"skipped {name}: {why}")
     print(
-        f"{len(rows) - len(failed)} passed, {len(failed)} failed "
+        f"{sum(r.passed for r in rows)} passed, {len(failed)} failed "
         f"({time.perf_counter() - start:.0f} s; grid beta {GRID['beta']}, c {GRID['c']}, "
         f"eps {GRID['eps']}; errors divided by c)"
     )

@@ -20,6 +20,9 @@ __all__ = ["namespace_of", "erf_function", "statistics_dtype", "check_same_place
 
 def namespace_of(*arrays: Any, argument: str = "grad") -> Any:
     """The array-API namespace of ``arrays``; a TypeError naming ``argument`` otherwise."""
+    for array in arrays:
+        if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+            raise TypeError(f"{argument}: expected an array, got {type(array).__name__}")
     try:
         return compat.array_namespace(*arrays)
     except TypeError as error:

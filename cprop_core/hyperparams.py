@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["CDFS", "validate_hyperparameters", "validate_count", "StepCoefficients", "coefficients"]
 
@@ -20,33 +20,34 @@ def _is_real_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+_UNSET: Any = object()
+
+
 def validate_hyperparameters(
-    beta: float, c: float | None = None, eps: float | None = None, cdf: str | None = None
+    beta: float, c: float = _UNSET, eps: float = _UNSET, cdf: str = _UNSET
 ) -> None:
     """Raise ValueError naming the first invalid hyperparameter and its accepted range.
 
-    β ∈ [0, 1), c > 0 (finite), ε ≥ 0 (finite), cdf ∈ CDFS. ``None`` skips a check.
+    β ∈ [0, 1), c > 0 (finite), ε ≥ 0 (finite), cdf ∈ CDFS. An argument left out is not
+    checked (``None`` is checked, and refused).
     """
     if not _is_real_number(beta) or not 0.0 <= float(beta) < 1.0:
         raise ValueError(f"beta must be a real number in [0, 1), got {beta!r}")
-    if c is not None and (not _is_real_number(c) or not 0.0 < float(c) < math.inf):
+    if c is not _UNSET and (not _is_real_number(c) or not 0.0 < float(c) < math.inf):
         raise ValueError(f"c must be a finite real number > 0, got {c!r}")
-    if eps is not None and (not _is_real_number(eps) or not 0.0 <= float(eps) < math.inf):
+    if eps is not _UNSET and (not _is_real_number(eps) or not 0.0 <= float(eps) < math.inf):
         raise ValueError(f"eps must be a finite real number >= 0, got {eps!r}")
-    if cdf is not None and cdf not in CDFS:
+    if cdf is not _UNSET and cdf not in CDFS:
         raise ValueError(f"cdf must be one of {', '.join(map(repr, CDFS))}; got {cdf!r}")
 
 
 def validate_count(count: object, argument: str = "state.count") -> int:
     """The step count as an exact non-negative int (numpy/torch integer scalars accepted)."""
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
-        try:
-            as_int = int(count)  # 0-d integer arrays
-        except (TypeError, ValueError):
-            as_int = None
-        if as_int is None or as_int != count:
+    if isinstance(count, (bool, float)) or not isinstance(count, numbers.Integral):
+        dtype = getattr(count, "dtype", None)  # 0-d integer arrays (numpy, torch, ...)
+        if dtype is None or getattr(count, "ndim", 1) != 0 or "int" not in str(dtype):
             raise TypeError(f"{argument} must be an exact integer, got {count!r}")
-        count = as_int
+        count = int(count)
     if int(count) < 0:
         raise ValueError(f"{argument} must be >= 0, got {count!r}")
     return int(count)

@@ -42,3 +42,18 @@ def test_bench_includes_torch_optimizers(tmp_path):
 def test_bench_rejects_bad_sizes():
     with pytest.raises(SystemExit):
         main(["bench", "--sizes", "ten"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--repeat", "0"], "--repeat"),
+        (["--threads", "0"], "--threads"),
+        (["--json", "/nonexistent-folder/x.json"], "--json"),
+    ],
+)
+def test_bench_refuses_bad_arguments_before_running(argv, message):
+    from cprop_core.cli.main import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(["bench", "--quick", *argv])

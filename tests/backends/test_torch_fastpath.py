@@ -304,3 +304,16 @@ def test_wrapped_step_that_changes_the_gradient_in_place_rprop():
         results.append((param.detach().clone(), opt.state[param]["cprop_mean"].clone()))
     assert torch.allclose(results[0][0], results[1][0], rtol=0, atol=1e-12)
     assert torch.equal(results[0][1], results[1][1])
+
+
+def test_cprop_cannot_be_applied_twice():
+    param = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(TypeError, match="twice"):
+        CProp(CProp(torch.optim.SGD([param], lr=1.0)))
+    with pytest.raises(TypeError, match="twice"):
+        CProp(CPropSGD([param], lr=1.0))
+    for fused in (CPropSGD, CPropAdam):
+        with pytest.raises(TypeError, match="already applies"):
+            torch_backend.cprop_class(fused)
+    with pytest.raises(TypeError, match="keep_scales"):
+        CProp(torch.optim.SGD([param], lr=1.0), keep_scales="no")

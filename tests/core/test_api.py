@@ -199,3 +199,41 @@ def test_numpy_float16_equals_float32():
         low, s_low = cprop_step(low, g, beta=0.9999)
         full, s_full = cprop_step(full, g.astype(np.float32), beta=0.9999)
         np.testing.assert_array_equal(s_low, s_full)
+
+
+def test_more_bad_arguments_found_by_review():
+    state = init_state(np.zeros(2))
+    with pytest.raises(ValueError, match="^c "):
+        cprop_step(state, np.ones(2), c=None)
+    with pytest.raises(ValueError, match="^eps "):
+        cprop_step(state, np.ones(2), eps=None)
+    for count in (1.0, True, np.float64(2.0)):
+        with pytest.raises(TypeError, match="state.count"):
+            cprop_step(CPropState(count, np.zeros(2), np.zeros(2)), np.ones(2))
+    assert cprop_step(CPropState(np.int64(2), np.zeros(2), np.zeros(2)), np.ones(2))[0].count == 3
+    with pytest.raises(TypeError, match="grad.*expected an array, got float"):
+        cprop_step(init_state(np.zeros(())), 1.0)
+
+
+def test_verify_fails_for_a_requested_backend_that_cannot_run(capsys):
+    from cprop_core.cli.main import main
+
+    assert main(
+        [
+            "verify",
+            "--backend",
+            "numpy",
+            "cupy",
+            "--cdf",
+            "normal",
+            "--steps",
+            "3",
+            "--dtype",
+            "float64",
+        ]
+    ) in (0, 1)
+    out = capsys.readouterr().out
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is None:
+        assert "FAIL cupy: requested but unavailable" in out and "1 failed" in out
