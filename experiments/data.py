@@ -177,6 +177,10 @@ def _images(array: np.ndarray, path: Path, key: str) -> np.ndarray:
         raise DataError(
             f"{path}: {key} must be (N, H, W), (N, C, H, W) or (N, D), got {array.shape}"
         )
+    if array.dtype.kind not in "iuf":
+        raise DataError(f"{path}: {key} must be a numeric array, got {array.dtype}")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise DataError(f"{path}: {key} contains NaN or inf")
     scale = 255.0 if array.dtype == np.uint8 else max(float(np.max(array)), 1.0)
     return array.astype(np.float32) / scale
 
@@ -186,8 +190,11 @@ def load_npz(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such .npz file")
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
+    try:
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError) as error:  # not a zip, pickled objects, truncated
+        raise DataError(f"{path}: not a readable .npz of numeric arrays ({error})") from None
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {missing}; found {sorted(arrays)}")
@@ -200,6 +207,11 @@ def load_npz(path: str | Path) -> Dataset:
                 f"{path}: {x_key} has {len(arrays[x_key])} images but {y_key} has "
                 f"{len(arrays[y_key])} labels"
             )
+    for _, key in pairs:
+        raw = np.asarray(arrays[key])
+        numeric = raw.dtype.kind in "iub" or (raw.dtype.kind == "f" and np.all(np.isfinite(raw)))
+        if not numeric or not np.array_equal(raw, np.round(raw) if raw.dtype.kind == "f" else raw):
+            raise DataError(f"{path}: {key} must hold integer class labels, got {raw.dtype}")
     labels = {key: np.asarray(arrays[key]).astype(np.int64).reshape(-1) for _, key in pairs}
     if any(values.min() < 0 for values in labels.values()):
         raise DataError(f"{path}: labels must be non-negative integers")

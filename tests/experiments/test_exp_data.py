@@ -125,3 +125,23 @@ def test_digits_split_is_fixed():
     assert first.x_train.shape == (1437, 1, 8, 8) and len(first.y_test) == 360
     np.testing.assert_array_equal(first.y_test, second.y_test)
     assert first.num_classes == 10 and first.x_train.max() == 1.0
+
+
+def test_npz_content_errors(tmp_path):
+    """Junk files, float labels and non-finite images are refused with the file named."""
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"this is not a zip file")
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, x=np.array([object(), object()], dtype=object), y=np.array([0, 1]))
+    halves = tmp_path / "halves.npz"
+    np.savez(halves, x=np.zeros((10, 4, 4)), y=np.arange(10) * 0.5)
+    nans = tmp_path / "nans.npz"
+    np.savez(nans, x=np.full((10, 4, 4), np.nan), y=np.arange(10) % 2)
+    for path, message in (
+        (junk, "not a readable .npz"),
+        (objects, "not a readable .npz"),
+        (halves, "integer class labels"),
+        (nans, "NaN or inf"),
+    ):
+        with pytest.raises(DataError, match=message):
+            load_npz(path)
